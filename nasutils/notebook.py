@@ -1,0 +1,142 @@
+"""What every notebook of the book does first: check parameters, load data, state provenance.
+
+A notebook's parameters cell (tagged ``parameters`` for papermill) assigns its
+defaults; the next cell calls :func:`start` with ``globals()``. Papermill only
+warns about a parameter that the notebook does not declare, so :func:`start`
+rejects any such name itself, and the run stops before it does any work.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .data import Dataset, load_dataset
+from .profiles import Profile, get_profile
+
+__all__ = ["NOTEBOOK_PARAMETERS", "NotebookRun", "UnknownParameterError", "start"]
+
+logger = logging.getLogger(__name__)
+
+NOTEBOOK_PARAMETERS: dict[str, dict[str, tuple[type, ...]]] = {
+    "01_dataset_and_bins": {
+        "profile": (str,),
+        "data_path": (str, type(None)),
+        "seed": (int, type(None)),
+    },
+}
+"""Parameters each notebook declares, with the types a value may have.
+
+A test checks that this table matches every notebook's parameters cell.
+"""
+
+# Names that IPython puts into every namespace.
+_IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+
+_REPORTED_PACKAGES = ("numpy", "pandas", "torch", "xgboost-cpu", "stable-baselines3", "gymnasium", "optuna")
+
+
+class UnknownParameterError(ValueError):
+    """Raised for a notebook parameter that is unknown or has the wrong type."""
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    """The settings of one notebook run: its profile, seed and dataset."""
+
+    notebook: str
+    profile: Profile
+    seed: int
+    dataset: Dataset
+    parameters: dict[str, Any]
+
+    def provenance(self) -> dict[str, str]:
+        """Describe what built this page: profile, data file, checksum, seed and versions."""
+        versions = []
+        for package in _REPORTED_PACKAGES:
+            try:
+                versions.append(f"{package} {metadata.version(package)}")
+            except metadata.PackageNotFoundError:
+                continue
+        checksum_note = "pinned AnalogNAS file" if self.dataset.matches_pinned else "NOT the pinned file"
+        return {
+            "profile": self.profile.name,
+            "data file": self.dataset.path.name,
+            "SHA-256": f"{self.dataset.sha256} ({checksum_note})",
+            "rows": str(len(self.dataset)),
+            "seed": str(self.seed),
+            "software": f"nasutils {__version__}, Python {platform.python_version()}, " + ", ".join(versions),
+        }
+
+    def provenance_markdown(self) -> str:
+        """Return the provenance as a Markdown table for the top of a page."""
+        lines = ["| built with | |", "|---|---|"]
+        lines += [f"| {key} | `{value}` |" for key, value in self.provenance().items()]
+        return "\n".join(lines)
+
+
+def check_parameters(namespace: Mapping[str, Any], notebook: str) -> dict[str, Any]:
+    """Return the declared parameters from ``namespace``; reject unknown names and wrong types."""
+    try:
+        declared = NOTEBOOK_PARAMETERS[notebook]
+    except KeyError:
+        known = ", ".join(sorted(NOTEBOOK_PARAMETERS))
+        raise UnknownParameterError(f"Unknown notebook {notebook!r}. Known notebooks: {known}.") from None
+
+    # Papermill injects only JSON values, so modules, functions and classes that
+    # earlier cells imported are not parameters.
+    candidates = {
+        name
+        for name, value in namespace.items()
+        if not name.startswith("_")
+        and name not in _IPYTHON_NAMES
+        and not isinstance(value, types.ModuleType)
+        and not callable(value)
+    }
+    unknown = sorted(candidates - set(declared))
+    if unknown:
+        raise UnknownParameterError(
+            f"Unknown parameter(s) {', '.join(unknown)} for notebook {notebook}. "
+            f"It accepts: {', '.join(declared)}. Check the spelling of papermill's -p options"
+        )
+
+    missing = [name for name in declared if name not in namespace]
+    if missing:
+        raise UnknownParameterError(
+            f"Notebook {notebook} did not define parameter(s) {', '.join(missing)}; "
+            "its parameters cell must assign every declared parameter."
+        )
+
+    values = {name: namespace[name] for name in declared}
+    for name, allowed in declared.items():
+        value = values[name]
+        if isinstance(value, bool) or not isinstance(value, allowed):
+            names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
+            raise UnknownParameterError(
+                f"Parameter {name} of notebook {notebook} must be {names}, got {value!r}."
+            )
+    return values
+
+
+def start(namespace: Mapping[str, Any], notebook: str) -> NotebookRun:
+    """Validate a notebook's parameters, load the dataset and return the run's settings.
+
+    ``namespace`` is the notebook's ``globals()``. The dataset is located from
+    the ``data_path`` parameter with :func:`nasutils.data.load_dataset`.
+    """
+    values = check_parameters(namespace, notebook)
+    profile = get_profile(values["profile"])
+    seed = values.get("seed")
+    seed = profile.seed if seed is None else int(seed)
+    data_path = values.get("data_path")
+    dataset = load_dataset(Path(os.path.expanduser(data_path)) if data_path else None)
+    logger.info("Notebook %s: profile %s, seed %d, data %s", notebook, profile.name, seed, dataset.path)
+    return NotebookRun(notebook=notebook, profile=profile, seed=seed, dataset=dataset, parameters=values)

@@ -1,0 +1,53 @@
+"""Figures of the book. Each function draws from package data and returns its matplotlib figure."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from .data import BIN_EDGES, Dataset
+from .summary import structure_table
+
+__all__ = ["accuracy_distribution", "accuracy_vs_structure", "use_book_style"]
+
+
+def use_book_style() -> None:
+    """Set one seaborn style for every figure of the book."""
+    sns.set_theme(context="notebook", style="whitegrid", palette="deep")
+    plt.rcParams.update({"figure.dpi": 110, "savefig.bbox": "tight"})
+
+
+def accuracy_distribution(dataset: Dataset) -> Figure:
+    """Histogram of 1-day accuracy with the 14 bin edges and the bin counts."""
+    fig, (ax_hist, ax_bins) = plt.subplots(1, 2, figsize=(11, 3.8), width_ratios=(3, 2))
+
+    sns.histplot(dataset.accuracy, bins=60, ax=ax_hist, color="C0")
+    for edge in BIN_EDGES:
+        ax_hist.axvline(edge, color="C3", linewidth=0.8, alpha=0.7)
+    ax_hist.axvline(float(np.median(dataset.accuracy)), color="k", linestyle="--", label="median")
+    ax_hist.set_xlabel("measured 1-day accuracy")
+    ax_hist.set_ylabel("architectures")
+    ax_hist.legend(loc="upper left")
+    ax_hist.set_title("Accuracy with bin edges (red)")
+
+    counts = np.bincount(dataset.bins, minlength=len(BIN_EDGES) - 1)
+    sns.barplot(x=np.arange(len(counts)), y=counts, ax=ax_bins, color="C0")
+    ax_bins.set_xlabel("accuracy bin")
+    ax_bins.set_ylabel("architectures")
+    ax_bins.set_title("Architectures per bin")
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_vs_structure(dataset: Dataset) -> Figure:
+    """Accuracy against depth (main and residual blocks) and width (channels, widening)."""
+    data = structure_table(dataset)
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.6), sharey=True)
+    sns.boxplot(data=data, x="main blocks M", y="1-day accuracy", ax=axes[0], color="C0")
+    sns.scatterplot(data=data, x="residual blocks (sum of R)", y="1-day accuracy", ax=axes[1], s=10, alpha=0.5)
+    sns.scatterplot(data=data, x="first-layer channels", y="1-day accuracy", ax=axes[2], s=10, alpha=0.5)
+    sns.scatterplot(data=data, x="mean widening factor", y="1-day accuracy", ax=axes[3], s=10, alpha=0.5)
+    fig.tight_layout()
+    return fig
