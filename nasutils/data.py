@@ -182,12 +182,17 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def default_data_dir() -> Path:
-    """Return the project's ``data/`` folder, or ``./data`` outside a source checkout."""
+def project_dir() -> Path:
+    """Return the source checkout that holds this package, or the working directory outside one."""
     checkout = Path(__file__).resolve().parent.parent
     if (checkout / "pyproject.toml").is_file():
-        return checkout / "data"
-    return Path.cwd() / "data"
+        return checkout
+    return Path.cwd()
+
+
+def default_data_dir() -> Path:
+    """Return the project's ``data/`` folder."""
+    return project_dir() / "data"
 
 
 def _file_in(path: Path, source: str) -> Path:

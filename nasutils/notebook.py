@@ -19,18 +19,33 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .data import Dataset, load_dataset
+from .data import Dataset, load_dataset, project_dir
 from .profiles import Profile, get_profile
 
-__all__ = ["NOTEBOOK_PARAMETERS", "NotebookRun", "UnknownParameterError", "start"]
+__all__ = [
+    "NOTEBOOK_PARAMETERS",
+    "NotebookRun",
+    "UnknownParameterError",
+    "artifacts_dir",
+    "compare_words",
+    "start",
+]
 
 logger = logging.getLogger(__name__)
 
+_COMMON_PARAMETERS: dict[str, tuple[type, ...]] = {
+    "profile": (str,),
+    "data_path": (str, type(None)),
+    "seed": (int, type(None)),
+}
+
 NOTEBOOK_PARAMETERS: dict[str, dict[str, tuple[type, ...]]] = {
-    "01_dataset_and_bins": {
-        "profile": (str,),
-        "data_path": (str, type(None)),
-        "seed": (int, type(None)),
+    "01_dataset_and_bins": _COMMON_PARAMETERS,
+    "02_latent_space": {**_COMMON_PARAMETERS, "max_epochs": (int, type(None))},
+    "03_hyperparameter_search": {
+        **_COMMON_PARAMETERS,
+        "n_trials": (int, type(None)),
+        "storage": (str, type(None)),
     },
 }
 """Parameters each notebook declares, with the types a value may have.
@@ -57,6 +72,7 @@ class NotebookRun:
     seed: int
     dataset: Dataset
     parameters: dict[str, Any]
+    artifacts: Path
 
     def provenance(self) -> dict[str, str]:
         """Describe what built this page: profile, data file, checksum, seed and versions."""
@@ -129,6 +145,8 @@ def check_parameters(namespace: Mapping[str, Any], notebook: str) -> dict[str, A
 def start(namespace: Mapping[str, Any], notebook: str) -> NotebookRun:
     """Validate a notebook's parameters, load the dataset and return the run's settings.
 
+    A parameter set to None takes its value from the profile.
+
     ``namespace`` is the notebook's ``globals()``. The dataset is located from
     the ``data_path`` parameter with :func:`nasutils.data.load_dataset`.
     """
@@ -138,5 +156,27 @@ def start(namespace: Mapping[str, Any], notebook: str) -> NotebookRun:
     seed = profile.seed if seed is None else int(seed)
     data_path = values.get("data_path")
     dataset = load_dataset(Path(os.path.expanduser(data_path)) if data_path else None)
+    artifacts = artifacts_dir(profile.name)
     logger.info("Notebook %s: profile %s, seed %d, data %s", notebook, profile.name, seed, dataset.path)
-    return NotebookRun(notebook=notebook, profile=profile, seed=seed, dataset=dataset, parameters=values)
+    return NotebookRun(
+        notebook=notebook, profile=profile, seed=seed, dataset=dataset, parameters=values, artifacts=artifacts
+    )
+
+
+def artifacts_dir(profile: str) -> Path:
+    """Return (and create) the folder where notebooks of ``profile`` save models for later chapters.
+
+    It is ``$NASUTILS_ARTIFACTS/<profile>`` when that variable is set, else
+    ``artifacts/<profile>`` in the project folder.
+    """
+    root = os.environ.get("NASUTILS_ARTIFACTS")
+    folder = (Path(root) if root else project_dir() / "artifacts") / profile
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def compare_words(value: float, reference: float, *, tolerance: float = 0.0) -> str:
+    """Return "higher than", "lower than" or "about equal to" for prose glued beside measured values."""
+    if abs(value - reference) <= tolerance:
+        return "about equal to"
+    return "higher than" if value > reference else "lower than"

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from .data import BIN_EDGES, Dataset
 from .summary import structure_table
 
-__all__ = ["accuracy_distribution", "accuracy_vs_structure", "use_book_style"]
+__all__ = ["accuracy_distribution", "accuracy_vs_structure", "latent_spaces", "training_curves", "use_book_style"]
 
 
 def use_book_style() -> None:
@@ -49,5 +49,49 @@ def accuracy_vs_structure(dataset: Dataset) -> Figure:
     sns.scatterplot(data=data, x="residual blocks (sum of R)", y="1-day accuracy", ax=axes[1], s=10, alpha=0.5)
     sns.scatterplot(data=data, x="first-layer channels", y="1-day accuracy", ax=axes[2], s=10, alpha=0.5)
     sns.scatterplot(data=data, x="mean widening factor", y="1-day accuracy", ax=axes[3], s=10, alpha=0.5)
+    fig.tight_layout()
+    return fig
+
+
+def latent_spaces(
+    panels: dict[str, tuple[np.ndarray, np.ndarray]],
+    bins: np.ndarray,
+    *,
+    title: str,
+) -> Figure:
+    """Draw 2-D latent embeddings side by side, points coloured by accuracy bin, codebook vectors as crosses.
+
+    ``panels`` maps a panel title to (embedded encodings, embedded codebook
+    vectors). Codebook vector ``k`` is drawn in bin ``k``'s colour and labelled.
+    """
+    palette = sns.color_palette("viridis", n_colors=len(BIN_EDGES) - 1)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.8), squeeze=False)
+    for ax, (name, (points, codes)) in zip(axes[0], panels.items(), strict=True):
+        ax.scatter(points[:, 0], points[:, 1], c=[palette[b] for b in bins], s=8, alpha=0.6, linewidths=0)
+        for k, (x, y) in enumerate(codes):
+            ax.scatter(x, y, marker="X", s=120, color=palette[k], edgecolors="k", linewidths=1.0)
+            ax.annotate(str(k), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax.set_title(name)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    mappable = plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(0, len(BIN_EDGES) - 2))
+    fig.colorbar(mappable, ax=axes[0].tolist(), label="accuracy bin", fraction=0.03)
+    fig.suptitle(title)
+    return fig
+
+
+def training_curves(histories: dict[str, list[dict[str, float]]], *, term: str = "total") -> Figure:
+    """Plot train and validation loss per epoch, one panel per model."""
+    fig, axes = plt.subplots(1, len(histories), figsize=(4.5 * len(histories), 3.4), squeeze=False)
+    for ax, (name, history) in zip(axes[0], histories.items(), strict=True):
+        epochs = [h["epoch"] for h in history]
+        ax.plot(epochs, [h[f"train_{term}"] for h in history], label="train")
+        ax.plot(epochs, [h[f"validation_{term}"] for h in history], label="validation")
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{term} loss")
+        if min(h[f"train_{term}"] for h in history) < 0:
+            ax.set_yscale("symlog")
+        ax.legend()
     fig.tight_layout()
     return fig

@@ -18,11 +18,22 @@ class UnknownProfileError(ValueError):
 
 @dataclass(frozen=True)
 class Profile:
-    """One named set of run sizes. Every field is documented where it is set."""
+    """One named set of run sizes.
+
+    ``vqvae_max_epochs`` and ``vqvae_patience`` bound VQ-VAE training (early
+    stopping on validation loss). ``tuning_trials`` is the number of Optuna
+    trials and ``tuning_epochs`` the inclusive range of epochs a trial may draw.
+    ``tsne_perplexity`` sets the t-SNE views of the latent space.
+    """
 
     name: str
     description: str
     seed: int
+    vqvae_max_epochs: int
+    vqvae_patience: int
+    tuning_trials: int
+    tuning_epochs: tuple[int, int]
+    tsne_perplexity: float
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -33,11 +44,21 @@ PROFILES: dict[str, Profile] = {
         name="quick",
         description="small budgets so that the whole book builds in minutes on two CPU cores",
         seed=0,
+        vqvae_max_epochs=100,
+        vqvae_patience=20,
+        tuning_trials=8,
+        tuning_epochs=(10, 60),
+        tsne_perplexity=30.0,
     ),
     "paper": Profile(
         name="paper",
         description="the report's settings; hours of CPU time",
         seed=0,
+        vqvae_max_epochs=1000,  # the report trains for 1000 epochs
+        vqvae_patience=100,
+        tuning_trials=50,
+        tuning_epochs=(100, 1000),
+        tsne_perplexity=30.0,
     ),
 }
 
