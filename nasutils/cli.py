@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import yaml
 
 from .claims import claims_markdown
@@ -30,6 +31,7 @@ __all__ = ["main"]
 logger = logging.getLogger("nasutils.cli")
 
 EXECUTED_DIR = Path("book") / "executed"
+RUNS_DIR = Path("_build") / "runs"
 
 
 class CommandError(RuntimeError):
@@ -101,9 +103,23 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any], w
         )
     except PapermillExecutionError as error:
         raise CommandError(
-            f"{notebook.name} failed in cell {error.exec_count}: {error.ename}: {error.evalue}. "
+            f"{notebook.name} failed in cell {error.exec_count}: {error.ename}: {error.evalue.rstrip('.')}. "
             f"The partly executed notebook is {output}."
         ) from error
+    hide_injected_parameters(output)
+
+
+def hide_injected_parameters(path: Path) -> None:
+    """Remove papermill's injected-parameters cell from the rendered page.
+
+    The values it holds, with local paths, are in the page's provenance table.
+    """
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    nbformat.write(notebook, path)
 
 
 def footer_html(profile: str, data_path: Path, sha256: str, pinned: bool) -> str:
@@ -195,7 +211,7 @@ def command_run(args: argparse.Namespace) -> None:
         parameters["data_path"] = str(locate_dataset(args.data).resolve())
     for name, value in args.parameter or []:
         parameters[name] = parse_value(value)
-    output = Path(args.output) if args.output else root / EXECUTED_DIR / notebook.name
+    output = Path(args.output) if args.output else root / RUNS_DIR / f"{notebook.stem}-{args.profile}.ipynb"
     execute_notebook(notebook, output, parameters, root / "_build" / "work")
     logger.info("Wrote %s", output)
 
@@ -245,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
         help="set a notebook parameter; VALUE is read as a Python literal when it parses as one",
     )  # fmt: skip
-    run.add_argument("-o", "--output", help="executed notebook path (default: book/executed/NAME.ipynb)")
+    run.add_argument("-o", "--output", help="executed notebook path (default: _build/runs/NAME-PROFILE.ipynb)")
     run.set_defaults(handler=command_run)
 
     profiles = commands.add_parser("profiles", help="list the profiles and their settings")
@@ -263,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Warnings such as a checksum mismatch read as log lines, not as Python tracebacks.
+    logging.captureWarnings(True)
     try:
         args.handler(args)
     except (CommandError, DatasetError, UnknownProfileError) as error:

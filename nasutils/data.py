@@ -196,7 +196,15 @@ def default_data_dir() -> Path:
 
 
 def _file_in(path: Path, source: str) -> Path:
-    candidate = path / DATASET_FILENAME if path.is_dir() else path
+    if path.is_dir():
+        candidate = path / DATASET_FILENAME
+        if not candidate.is_file():
+            raise DatasetNotFoundError(
+                f"Folder {str(path)!r} from {source} has no {DATASET_FILENAME}. Copy the file there "
+                "or give the path of the CSV file itself."
+            )
+        return candidate
+    candidate = path
     if not candidate.is_file():
         raise DatasetNotFoundError(
             f"Dataset path {str(path)!r} from {source} does not exist. Give the path of "
@@ -317,6 +325,10 @@ def _parse_rows(path: Path, text: str) -> tuple[list[list[str]], list[int], list
 
     _, header = records[0]
     header = [name.strip() for name in header]
+    if len(header) == 1 and ";" in header[0]:
+        raise DatasetValidationError(
+            path, [Problem(1, None, header[0][:60], "comma-separated columns; this header uses semicolons")]
+        )
     missing = [name for name in COLUMNS if name not in header]
     extra = [name for name in header if name not in COLUMNS]
     problems = [Problem(None, name, "", "this column, which is missing") for name in missing]
@@ -427,10 +439,18 @@ def read_dataset(path: str | os.PathLike[str], *, strict: bool = False) -> Datas
             f"{DATASET_SHA256}. Results will not match the book's."
         )
         if strict:
-            raise ChecksumMismatchError(message + " Use the pinned file or pass strict=False.")
+            raise ChecksumMismatchError(
+                message + " Use the pinned file, or turn strict checking off (strict=False in Python, "
+                "no --strict on the command line)."
+            )
         warnings.warn(message, ChecksumMismatchWarning, stacklevel=2)
 
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DatasetValidationError(
+            path, [Problem(None, None, repr(error.object[error.start : error.end]), f"UTF-8 text: {error.reason}")]
+        ) from None
     rows, lines, problems = _parse_rows(path, text)
     values, cell_problems = _parse_cells(rows, lines)
     problems += cell_problems

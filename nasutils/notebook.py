@@ -28,6 +28,7 @@ __all__ = [
     "UnknownParameterError",
     "artifacts_dir",
     "compare_words",
+    "glue_figure",
     "start",
 ]
 
@@ -88,7 +89,12 @@ class NotebookRun:
             "data file": self.dataset.path.name,
             "SHA-256": f"{self.dataset.sha256} ({checksum_note})",
             "rows": str(len(self.dataset)),
-            "seed": str(self.seed),
+            "seed": str(self.seed) if self.parameters.get("seed") is not None
+            else f"{self.seed} (the profile's)",
+            "parameters": ", ".join(
+                f"{name}={Path(value).name if name == 'data_path' and value else value!r}"
+                for name, value in self.parameters.items()
+            ),
             "software": f"nasutils {__version__}, Python {platform.python_version()}, " + ", ".join(versions),
         }
 
@@ -173,6 +179,15 @@ def artifacts_dir(profile: str) -> Path:
     folder = (Path(root) if root else project_dir() / "artifacts") / profile
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def glue_figure(name: str, figure: Any) -> None:
+    """Glue a figure for ``{glue:figure}`` and close it, so the notebook does not show it a second time."""
+    import matplotlib.pyplot as plt
+    from myst_nb import glue
+
+    glue(name, figure, display=False)
+    plt.close(figure)
 
 
 def compare_words(value: float, reference: float, *, tolerance: float = 0.0) -> str:

@@ -315,8 +315,10 @@ class ResNetSpace:
         become 0). The projection tries each ``M`` from 1 to 5 and keeps the one
         with the smallest total squared distance, so the result is the exact
         nearest valid integer vector. Ties go to the smaller ``M``. Non-finite
-        inputs are rejected.
+        inputs are rejected. A single vector gives a single vector back, an
+        (n, 22) matrix an (n, 22) matrix.
         """
+        single = np.ndim(vectors) == 1
         matrix = self._as_matrix(vectors)
         if not np.isfinite(matrix).all():
             raise ValueError("Cannot project vectors that contain NaN or infinite values.")
@@ -331,15 +333,16 @@ class ResNetSpace:
             better = cost < best_cost
             best[better] = candidate[better]
             best_cost[better] = cost[better]
-        return best.astype(np.int64)
+        projected = best.astype(np.int64)
+        return projected[0] if single else projected
 
     def sample(self, n: int, seed: int | np.random.Generator | None = None) -> npt.NDArray[np.int64]:
         """Draw ``n`` valid vectors: M uniform on 1-5, then every used field uniform on its range.
 
         This is the report's sampling scheme, with every field an integer.
         """
-        if n < 0:
-            raise ValueError(f"n must be non-negative, got {n}.")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"n must be a non-negative integer, got {n!r}.")
         rng = np.random.default_rng(seed)
         draws = rng.integers(self._low, self._high + 1, size=(n, self.dim))
         used = self.used_mask(draws[:, self._depth_column])

@@ -112,7 +112,7 @@ def field_ranges(dataset: Dataset) -> pd.DataFrame:
         else:
             shown = f"integers {low} to {high}"
         if spec.continuous and np.all(values == np.round(values)):
-            verdict = "no: the report says continuous, the dataset holds integers only"
+            verdict = "no: integers only (report: continuous)"
         elif low == spec.low and high == spec.high:
             verdict = "yes"
         else:

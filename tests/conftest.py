@@ -16,11 +16,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _real_dataset_path() -> Path | None:
-    """The real dataset: $NASUTILS_DATA (file or folder), else the shared folder beside the checkout."""
+    """The real dataset: $NASUTILS_DATA (file or folder), the project's data/, or ../shared/data (CI)."""
     candidates = []
     if os.environ.get("NASUTILS_DATA"):
         candidates.append(Path(os.environ["NASUTILS_DATA"]))
-    candidates.append(ROOT.parent / "shared" / "data")
+    candidates += [ROOT / "data", ROOT.parent / "shared" / "data"]
     for candidate in candidates:
         path = candidate / DATASET_FILENAME if candidate.is_dir() else candidate
         if path.is_file():
@@ -32,7 +32,7 @@ def _real_dataset_path() -> Path | None:
 def real_csv() -> Path:
     path = _real_dataset_path()
     if path is None:
-        pytest.skip("real dataset not found: set NASUTILS_DATA to analognas_resnet_cifar10.csv")
+        pytest.skip(f"real dataset not found: put {DATASET_FILENAME} in data/ or set NASUTILS_DATA to it")
     return path
 
 

@@ -275,3 +275,27 @@ def test_download_offline_message(tmp_path):
 def test_load_dataset_uses_env(real_csv, monkeypatch):
     monkeypatch.setenv(ENV_VAR, str(real_csv.parent))
     assert os.fspath(load_dataset(download=False).path) == os.fspath(real_csv)
+
+
+def test_folder_without_the_csv(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match=f"has no {DATASET_FILENAME}. Copy the file there"):
+        locate_dataset(tmp_path)
+
+
+def test_non_utf8_file(tmp_path):
+    path = tmp_path / "binary.csv"
+    path.write_bytes(b"out_channel0,M\xff\xfe\n")
+    with pytest.raises(DatasetValidationError, match="expected UTF-8 text"), pytest.warns(ChecksumMismatchWarning):
+        read_dataset(path)
+
+
+def test_semicolon_separated_file(csv_variant):
+    path = csv_variant()
+    path.write_text(path.read_text().replace(",", ";"))
+    with pytest.raises(DatasetValidationError, match="expected comma-separated columns; this header uses semicolons"):
+        read_variant(path)
+
+
+def test_strict_message_names_both_ways_out(csv_variant):
+    with pytest.raises(ChecksumMismatchError, match=r"strict=False in Python, no --strict on the command line"):
+        read_dataset(csv_variant([(0, "AVM", "7.5")]), strict=True)

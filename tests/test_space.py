@@ -117,7 +117,17 @@ def test_projection_keeps_valid_vectors_and_moves_m_when_nearer():
     vector[7:10] = (2, 2, 6)
     vector[3] = 14
     vector[10:13] = (3, 4, 12)
-    assert SPACE.project(vector)[0, 1] == 2
+    assert SPACE.project(vector)[1] == 2
+
+
+def test_projection_keeps_the_input_rank():
+    assert SPACE.project(np.full(22, 3.2)).shape == (22,)
+    assert SPACE.project(np.full((4, 22), 3.2)).shape == (4, 22)
+
+
+def test_sampler_rejects_a_non_integer_count():
+    with pytest.raises(ValueError, match="n must be a non-negative integer, got 2.5"):
+        SPACE.sample(2.5)
 
 
 def test_projection_rejects_nan():

@@ -69,13 +69,8 @@ def single_thread():
 
 
 @pytest.fixture(scope="module")
-def dataset():
-    location = Path(
-        os.environ.get("NASUTILS_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
-    )
-    if not location.exists():
-        pytest.skip(f"dataset not found at {location}; set NASUTILS_DATA to the CSV file or its folder")
-    return load_dataset(location, download=False)
+def dataset(real_dataset):
+    return real_dataset
 
 
 @pytest.fixture(scope="module")
