@@ -161,8 +161,9 @@ class ArchitectureScorer:
             else:
                 values[i] = cached
                 self._cache.move_to_end(key)
-        self.hits += len(keys) - sum(len(rows) for rows in missing.values())
-
+        # A row whose architecture is cached, or repeats an earlier row of this
+        # batch, costs no prediction and counts as a hit.
+        self.hits += len(keys) - len(missing)
         if missing:
             first_rows = [rows[0] for rows in missing.values()]
             predictions = np.asarray(self.predict(architectures[first_rows]), dtype=np.float64).reshape(-1)
