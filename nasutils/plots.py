@@ -6,11 +6,22 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
+from scipy import stats
 
 from .data import BIN_EDGES, Dataset
 from .summary import structure_table
+from .surrogate import regression_metrics
 
-__all__ = ["accuracy_distribution", "accuracy_vs_structure", "latent_spaces", "training_curves", "use_book_style"]
+__all__ = [
+    "accuracy_distribution",
+    "accuracy_vs_structure",
+    "latent_spaces",
+    "parity_plot",
+    "residuals_by_bin",
+    "training_curves",
+    "uncertainty_vs_error",
+    "use_book_style",
+]
 
 
 def use_book_style() -> None:
@@ -93,5 +104,82 @@ def training_curves(histories: dict[str, list[dict[str, float]]], *, term: str =
         if min(h[f"train_{term}"] for h in history) < 0:
             ax.set_yscale("symlog")
         ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def _same_length(**arrays: np.ndarray) -> list[np.ndarray]:
+    """Return the arrays as 1-D float arrays, or raise ValueError naming their lengths."""
+    flat = [np.asarray(values, dtype=float).ravel() for values in arrays.values()]
+    lengths = {name: len(values) for name, values in zip(arrays, flat, strict=True)}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"The arrays must have one length, got {lengths}.")
+    return flat
+
+
+def parity_plot(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    *,
+    bins: np.ndarray | None = None,
+    quantity: str = "1-day accuracy",
+) -> Figure:
+    """Scatter predicted against measured values with the identity line, and RMSE and Kendall tau in the title.
+
+    Pass out-of-fold predictions, so the errors are those on unseen
+    architectures. With ``bins``, points are coloured by accuracy bin.
+    """
+    truth, predicted = _same_length(y_true=y_true, y_pred=y_pred)
+    metrics = regression_metrics(truth, predicted)
+
+    fig, ax = plt.subplots(figsize=(5.2, 4.8))
+    if bins is None:
+        ax.scatter(truth, predicted, s=10, alpha=0.5, color="C0", linewidths=0)
+    else:
+        palette = sns.color_palette("viridis", n_colors=len(BIN_EDGES) - 1)
+        labels = np.asarray(bins, dtype=int).ravel()
+        ax.scatter(truth, predicted, s=10, alpha=0.6, c=[palette[b] for b in labels], linewidths=0)
+        mappable = plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(0, len(BIN_EDGES) - 2))
+        fig.colorbar(mappable, ax=ax, label="accuracy bin")
+
+    low = float(min(truth.min(), predicted.min()))
+    high = float(max(truth.max(), predicted.max()))
+    ax.plot([low, high], [low, high], color="k", linestyle="--", linewidth=1, label="identity")
+    ax.set_xlabel(f"measured {quantity}")
+    ax.set_ylabel(f"predicted {quantity}")
+    ax.set_title(f"RMSE {metrics['rmse']:.4f}, Kendall tau {metrics['kendall_tau']:.3f}")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def residuals_by_bin(y_true: np.ndarray, y_pred: np.ndarray, bins: np.ndarray) -> Figure:
+    """Box plot of the residuals (predicted minus measured) per accuracy bin."""
+    truth, predicted, labels = _same_length(y_true=y_true, y_pred=y_pred, bins=bins)
+    residual = predicted - truth
+
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    sns.boxplot(x=labels.astype(int), y=residual, ax=ax, color="C0", fliersize=2)
+    ax.axhline(0.0, color="k", linewidth=0.8)
+    ax.set_xlabel("accuracy bin")
+    ax.set_ylabel("residual (predicted - measured)")
+    ax.set_title("Surrogate residuals per accuracy bin")
+    fig.tight_layout()
+    return fig
+
+
+def uncertainty_vs_error(std: np.ndarray, abs_error: np.ndarray) -> Figure:
+    """Scatter the ensemble spread against the absolute error, with their Spearman rho in the title.
+
+    A useful uncertainty estimate ranks rows by error, so rho should be clearly positive.
+    """
+    spread, error = _same_length(std=std, abs_error=abs_error)
+    rho = float(stats.spearmanr(spread, error).statistic)
+
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    sns.scatterplot(x=spread, y=error, ax=ax, s=10, alpha=0.5, linewidth=0)
+    ax.set_xlabel("ensemble standard deviation")
+    ax.set_ylabel("absolute error")
+    ax.set_title(f"Spread against error (Spearman rho {rho:.3f})")
     fig.tight_layout()
     return fig
