@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -29,6 +28,7 @@ __all__ = [
     "artifacts_dir",
     "compare_words",
     "glue_figure",
+    "require_artifact",
     "start",
 ]
 
@@ -48,11 +48,20 @@ NOTEBOOK_PARAMETERS: dict[str, dict[str, tuple[type, ...]]] = {
         "n_trials": (int, type(None)),
         "storage": (str, type(None)),
     },
+    "04_surrogate": _COMMON_PARAMETERS,
+    "05_rl_training": {
+        **_COMMON_PARAMETERS,
+        "timesteps": (int, type(None)),
+        "seeds": (int, type(None)),
+        "workers": (int, type(None)),
+    },
 }
 """Parameters each notebook declares, with the types a value may have.
 
 A test checks that this table matches every notebook's parameters cell.
 """
+
+_JSON_TYPES = (str, int, float, bool, type(None), list, dict)
 
 # Names that IPython puts into every namespace.
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
@@ -113,15 +122,12 @@ def check_parameters(namespace: Mapping[str, Any], notebook: str) -> dict[str, A
         known = ", ".join(sorted(NOTEBOOK_PARAMETERS))
         raise UnknownParameterError(f"Unknown notebook {notebook!r}. Known notebooks: {known}.") from None
 
-    # Papermill injects only JSON values, so modules, functions and classes that
-    # earlier cells imported are not parameters.
+    # Papermill injects only JSON values, so objects that earlier cells imported
+    # (modules, functions, classes, instances) are not parameters.
     candidates = {
         name
         for name, value in namespace.items()
-        if not name.startswith("_")
-        and name not in _IPYTHON_NAMES
-        and not isinstance(value, types.ModuleType)
-        and not callable(value)
+        if not name.startswith("_") and name not in _IPYTHON_NAMES and isinstance(value, _JSON_TYPES)
     }
     unknown = sorted(candidates - set(declared))
     if unknown:
@@ -179,6 +185,17 @@ def artifacts_dir(profile: str) -> Path:
     folder = (Path(root) if root else project_dir() / "artifacts") / profile
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def require_artifact(run: NotebookRun, name: str, producer: str) -> Path:
+    """Return the path of an artifact an earlier chapter saved, or raise naming that chapter."""
+    path = run.artifacts / name
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} is missing: run notebook {producer} with profile {run.profile.name!r} first "
+            "(make book runs every chapter in order)."
+        )
+    return path
 
 
 def glue_figure(name: str, figure: Any) -> None:

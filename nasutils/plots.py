@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from scipy import stats
@@ -15,7 +16,9 @@ from .surrogate import regression_metrics
 __all__ = [
     "accuracy_distribution",
     "accuracy_vs_structure",
+    "exploration_map",
     "latent_spaces",
+    "learning_curves",
     "parity_plot",
     "residuals_by_bin",
     "training_curves",
@@ -181,5 +184,49 @@ def uncertainty_vs_error(std: np.ndarray, abs_error: np.ndarray) -> Figure:
     ax.set_xlabel("ensemble standard deviation")
     ax.set_ylabel("absolute error")
     ax.set_title(f"Spread against error (Spearman rho {rho:.3f})")
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(curves: pd.DataFrame, *, metric: str, reference: dict[str, float] | None = None) -> Figure:
+    """Mean over seeds of a rollout metric against timesteps, one line per agent, with a ±1 std band.
+
+    ``reference`` maps a label to a horizontal line, for the values the report states.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    sns.lineplot(data=curves, x="timesteps", y=metric, hue="agent", errorbar="sd", ax=ax)
+    for i, (label, value) in enumerate((reference or {}).items()):
+        ax.axhline(value, color=f"C{i + 2}", linestyle=":", label=label)
+    ax.set_xlabel("timesteps")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def exploration_map(
+    background: np.ndarray,
+    bins: np.ndarray,
+    codebook: np.ndarray,
+    trajectories: list[np.ndarray],
+    *,
+    title: str,
+    max_trajectories: int = 12,
+) -> Figure:
+    """Draw trajectories over an embedded latent space: green start, red cross at the end.
+
+    All arrays are already in the 2-D embedding. ``background`` are the dataset
+    encodings coloured by bin; codebook vectors are black crosses.
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    ax.scatter(background[:, 0], background[:, 1], c=bins, cmap="viridis", s=6, alpha=0.35, linewidths=0)
+    ax.scatter(codebook[:, 0], codebook[:, 1], marker="X", s=70, color="k", label="codebook vectors")
+    for i, path in enumerate(trajectories[:max_trajectories]):
+        ax.plot(path[:, 0], path[:, 1], color=f"C{i % 10}", linewidth=1.2, alpha=0.9)
+        ax.scatter(*path[0], color="tab:green", s=40, zorder=3)
+        ax.scatter(*path[-1], color="tab:red", marker="x", s=60, zorder=3)
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(loc="lower right")
     fig.tight_layout()
     return fig

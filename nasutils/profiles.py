@@ -24,6 +24,12 @@ class Profile:
     stopping on validation loss). ``tuning_trials`` is the number of Optuna
     trials and ``tuning_epochs`` the inclusive range of epochs a trial may draw.
     ``tsne_perplexity`` sets the t-SNE views of the latent space.
+    ``surrogate_folds`` and ``surrogate_members`` size the surrogate's
+    cross-validation and ensemble. ``agent_timesteps`` is each PPO run's budget,
+    ``agent_seeds`` the number of seeds per agent, ``agent_n_envs`` the number
+    of sub-environments (each rollout holds 2048 transitions, so each collects
+    ``2048 // agent_n_envs`` steps) and ``checkpoint_every`` the checkpoint
+    interval in timesteps.
     """
 
     name: str
@@ -34,6 +40,12 @@ class Profile:
     tuning_trials: int
     tuning_epochs: tuple[int, int]
     tsne_perplexity: float
+    surrogate_folds: int
+    surrogate_members: int
+    agent_timesteps: int
+    agent_seeds: int
+    agent_n_envs: int
+    checkpoint_every: int
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -49,6 +61,12 @@ PROFILES: dict[str, Profile] = {
         tuning_trials=8,
         tuning_epochs=(10, 60),
         tsne_perplexity=30.0,
+        surrogate_folds=5,
+        surrogate_members=5,
+        agent_timesteps=16_384,
+        agent_seeds=3,
+        agent_n_envs=64,
+        checkpoint_every=8_192,
     ),
     "paper": Profile(
         name="paper",
@@ -59,6 +77,12 @@ PROFILES: dict[str, Profile] = {
         tuning_trials=50,
         tuning_epochs=(100, 1000),
         tsne_perplexity=30.0,
+        surrogate_folds=5,
+        surrogate_members=5,
+        agent_timesteps=1_500_000,  # the report's budget per agent
+        agent_seeds=3,
+        agent_n_envs=64,
+        checkpoint_every=100_000,
     ),
 }
 
