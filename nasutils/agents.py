@@ -33,6 +33,7 @@ from .env import ArchitectureScorer, BatchedLatentEditEnv, EnvConfig
 
 __all__ = [
     "AGENT_KINDS",
+    "REPORT_TIMESTEPS",
     "AgentConfig",
     "TrainingRun",
     "TrajectoryRecorder",
@@ -43,6 +44,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+REPORT_TIMESTEPS = 1_500_000
+"""Timesteps per agent in the report's training runs."""
 
 AGENT_KINDS = {"mlp": 0, "memory": 6}
 """Agent kinds and the number of past actions each one observes."""
@@ -61,7 +65,7 @@ class AgentConfig:
     with Stable-Baselines3's defaults where the report gives no value.
     """
 
-    total_timesteps: int = 1_500_000
+    total_timesteps: int = REPORT_TIMESTEPS
     n_envs: int = 64
     n_steps: int = 32
     batch_size: int = 32

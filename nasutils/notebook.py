@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .claims import Measurement, record_measurement
 from .data import Dataset, load_dataset, project_dir
 from .profiles import Profile, get_profile
 
@@ -106,6 +107,13 @@ class NotebookRun:
             ),
             "software": f"nasutils {__version__}, Python {platform.python_version()}, " + ", ".join(versions),
         }
+
+    def record(self, key: str, value: float, shown: str, **context: float) -> None:
+        """Record this run's measured value of a report claim for the claims ledger."""
+        record_measurement(
+            self.artifacts,
+            Measurement(key=key, value=float(value), shown=shown, source=self.notebook, context=context),
+        )
 
     def provenance_markdown(self) -> str:
         """Return the provenance as a Markdown table for the top of a page."""
