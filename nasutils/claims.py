@@ -161,6 +161,12 @@ def judge(claim_: Claim, measurement: Measurement) -> tuple[str, str]:
 
     if key == "search_accuracy":
         seconds = context.get("seconds", 600.0)
+        random_best = context.get("random_median", float("nan"))
+        if value >= 0.945 and random_best >= 0.945:
+            return "partly reproduced", (
+                f"the agents reach a median best prediction of {value:.3f}, but uniform random sampling "
+                f"reaches {random_best:.3f} with the same budget, so the surrogate sets this number"
+            )
         if value >= 0.945:
             return "reproduced", f"the agents' median best predicted accuracy is {value:.3f}"
         if seconds < 600 or short_budget:

@@ -56,6 +56,12 @@ NOTEBOOK_PARAMETERS: dict[str, dict[str, tuple[type, ...]]] = {
         "seeds": (int, type(None)),
         "workers": (int, type(None)),
     },
+    "06_search_comparison": {
+        **_COMMON_PARAMETERS,
+        "queries": (int, type(None)),
+        "seeds": (int, type(None)),
+    },
+    "08_claims_ledger": _COMMON_PARAMETERS,
 }
 """Parameters each notebook declares, with the types a value may have.
 

@@ -21,6 +21,7 @@ __all__ = [
     "learning_curves",
     "parity_plot",
     "residuals_by_bin",
+    "search_curves",
     "training_curves",
     "uncertainty_vs_error",
     "use_book_style",
@@ -228,5 +229,27 @@ def exploration_map(
     ax.set_xticks([])
     ax.set_yticks([])
     ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def search_curves(summary: pd.DataFrame, *, axis: str, title: str, reference: dict[str, float] | None = None) -> Figure:
+    """Median best-so-far value per method against queries or seconds, with the interquartile band.
+
+    ``summary`` comes from :func:`nasutils.search.summarize_curves`.
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.4))
+    for i, (method, rows) in enumerate(summary.groupby("method", sort=False)):
+        color = f"C{i % 10}"
+        ax.plot(rows[axis], rows["median"], color=color, label=method)
+        ax.fill_between(rows[axis], rows["q25"], rows["q75"], color=color, alpha=0.2, linewidth=0)
+    for j, (label, value) in enumerate((reference or {}).items()):
+        ax.axhline(value, color="k", linestyle=(0, (1, 1 + j)), linewidth=1, label=label)
+    if axis == "seconds":
+        ax.set_xscale("log")
+    ax.set_xlabel("surrogate queries" if axis == "queries" else "wall time (s)")
+    ax.set_ylabel("best predicted 1-day accuracy")
+    ax.set_title(title)
+    ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     return fig

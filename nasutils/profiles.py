@@ -29,7 +29,8 @@ class Profile:
     ``agent_seeds`` the number of seeds per agent, ``agent_n_envs`` the number
     of sub-environments (each rollout holds 2048 transitions, so each collects
     ``2048 // agent_n_envs`` steps) and ``checkpoint_every`` the checkpoint
-    interval in timesteps.
+    interval in timesteps. ``search_queries`` is each search run's budget of
+    surrogate queries and ``search_seeds`` the number of seeds per method.
     """
 
     name: str
@@ -46,6 +47,8 @@ class Profile:
     agent_seeds: int
     agent_n_envs: int
     checkpoint_every: int
+    search_queries: int
+    search_seeds: int
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -67,6 +70,8 @@ PROFILES: dict[str, Profile] = {
         agent_seeds=3,
         agent_n_envs=64,
         checkpoint_every=8_192,
+        search_queries=2_000,
+        search_seeds=10,
     ),
     "paper": Profile(
         name="paper",
@@ -83,6 +88,8 @@ PROFILES: dict[str, Profile] = {
         agent_seeds=3,
         agent_n_envs=64,
         checkpoint_every=100_000,
+        search_queries=20_000,
+        search_seeds=10,
     ),
 }
 
