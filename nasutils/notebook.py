@@ -61,6 +61,11 @@ NOTEBOOK_PARAMETERS: dict[str, dict[str, tuple[type, ...]]] = {
         "queries": (int, type(None)),
         "seeds": (int, type(None)),
     },
+    "07_analog_validation": {
+        **_COMMON_PARAMETERS,
+        "epochs": (int, type(None)),
+        "cifar10_path": (str, type(None)),
+    },
     "08_claims_ledger": _COMMON_PARAMETERS,
 }
 """Parameters each notebook declares, with the types a value may have.

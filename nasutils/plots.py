@@ -16,6 +16,7 @@ from .surrogate import regression_metrics
 __all__ = [
     "accuracy_distribution",
     "accuracy_vs_structure",
+    "drift_curves",
     "exploration_map",
     "latent_spaces",
     "learning_curves",
@@ -251,5 +252,24 @@ def search_curves(summary: pd.DataFrame, *, axis: str, title: str, reference: di
     ax.set_ylabel("best predicted 1-day accuracy")
     ax.set_title(title)
     ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def drift_curves(table: pd.DataFrame) -> Figure:
+    """Analog test accuracy against time after programming, one line per architecture, ±1 std over seeds.
+
+    ``table`` has columns architecture, time_s, accuracy_mean and accuracy_std.
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.4))
+    for i, (name, rows) in enumerate(table.groupby("architecture", sort=False)):
+        ax.errorbar(
+            rows["time_s"], rows["accuracy_mean"], yerr=rows["accuracy_std"],
+            marker="o", capsize=3, color=f"C{i % 10}", label=name,
+        )  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("time after programming (s)")
+    ax.set_ylabel("test accuracy (analog)")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -31,6 +31,10 @@ class Profile:
     ``2048 // agent_n_envs`` steps) and ``checkpoint_every`` the checkpoint
     interval in timesteps. ``search_queries`` is each search run's budget of
     surrogate queries and ``search_seeds`` the number of seeds per method.
+    ``analog_epochs`` and ``analog_seeds`` size chapter 07's digital training
+    and its analog noise seeds; ``analog_proxy`` holds the arguments of
+    :func:`nasutils.analog.proxy_architecture` (channel divisor, residual blocks
+    and branches per main block) that shrink the found architectures for a CPU.
     """
 
     name: str
@@ -49,6 +53,9 @@ class Profile:
     checkpoint_every: int
     search_queries: int
     search_seeds: int
+    analog_epochs: int
+    analog_seeds: int
+    analog_proxy: tuple[int, int, int]
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -72,6 +79,9 @@ PROFILES: dict[str, Profile] = {
         checkpoint_every=8_192,
         search_queries=2_000,
         search_seeds=10,
+        analog_epochs=3,
+        analog_seeds=2,
+        analog_proxy=(8, 1, 1),
     ),
     "paper": Profile(
         name="paper",
@@ -90,6 +100,9 @@ PROFILES: dict[str, Profile] = {
         checkpoint_every=100_000,
         search_queries=20_000,
         search_seeds=10,
+        analog_epochs=30,
+        analog_seeds=5,
+        analog_proxy=(2, 4, 4),
     ),
 }
 
