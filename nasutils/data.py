@@ -15,14 +15,10 @@ finally a download from :data:`DATASET_URL`.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import logging
 import math
 import os
-import tempfile
-import urllib.error
-import urllib.request
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from .download import DownloadError, download_verified, sha256_file
 from .space import CONVBLOCK_LABELS, RESNET_SPACE, ResNetArchitecture
 
 __all__ = [
@@ -173,15 +170,6 @@ class Dataset:
         return [RESNET_SPACE.decode(row) for row in self.X]
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Return the hex SHA-256 digest of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def project_dir() -> Path:
     """Return the source checkout that holds this package, or the working directory outside one."""
     checkout = Path(__file__).resolve().parent.parent
@@ -258,37 +246,13 @@ def download_dataset(
     ``destination`` only after the checksum matched, so an interrupted or
     corrupt download never leaves a partial file behind.
     """
-    destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    logger.info("Downloading the AnalogNAS dataset from %s to %s", url, destination)
-
-    handle = tempfile.NamedTemporaryFile(
-        dir=destination.parent, prefix=f".{destination.name}.", suffix=".part", delete=False
-    )
-    partial = Path(handle.name)
-    digest = hashlib.sha256()
+    hint = f"If this machine is offline, copy {DATASET_FILENAME} into {Path(destination).parent} or set {ENV_VAR} to its path."
     try:
-        with handle, urllib.request.urlopen(url, timeout=timeout) as response:
-            for chunk in iter(lambda: response.read(1 << 16), b""):
-                digest.update(chunk)
-                handle.write(chunk)
-    except (urllib.error.URLError, TimeoutError, OSError) as error:
-        partial.unlink(missing_ok=True)
-        reason = getattr(error, "reason", error)
-        raise DatasetDownloadError(
-            f"Could not download the dataset from {url}: {reason}. If this machine is offline, "
-            f"copy {DATASET_FILENAME} into {destination.parent} or set {ENV_VAR} to its path."
-        ) from error
-
-    if digest.hexdigest() != sha256:
-        partial.unlink(missing_ok=True)
-        raise DatasetDownloadError(
-            f"The file downloaded from {url} has SHA-256 {digest.hexdigest()}, expected {sha256}. "
-            "Nothing was written; the server may have sent an error page or another file."
+        return download_verified(
+            url, Path(destination), sha256, what="the dataset", timeout=timeout, offline_hint=hint
         )
-    os.replace(partial, destination)
-    logger.info("Dataset saved to %s (SHA-256 verified)", destination)
-    return destination
+    except DownloadError as error:
+        raise DatasetDownloadError(str(error)) from error
 
 
 def accuracy_bins(accuracy: npt.ArrayLike) -> npt.NDArray[np.int64]:

@@ -25,15 +25,11 @@ was used.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
 import pickle
 import tarfile
-import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +38,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
+
+from .download import DownloadError, download_verified, sha256_file
 
 __all__ = [
     "CIFAR10_ARCHIVE",
@@ -357,14 +355,6 @@ def load_cifar10(path: str | os.PathLike[str] | None = None, *, normalize: bool 
     )
 
 
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def download_cifar10(
     directory: str | os.PathLike[str],
     *,
@@ -386,44 +376,23 @@ def download_cifar10(
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     destination = folder / CIFAR10_ARCHIVE
-    if destination.is_file() and _sha256_of(destination) == sha256:
+    if destination.is_file() and sha256_file(destination) == sha256:
         logger.info(
             "CIFAR-10 archive %s is present and matches its SHA-256, so nothing is downloaded", destination
         )
         return destination
 
-    logger.info("Downloading CIFAR-10 from %s to %s", url, destination)
-    digest = hashlib.sha256()
-    partial: Path | None = None
     try:
-        with tempfile.NamedTemporaryFile(
-            dir=folder, prefix=f".{CIFAR10_ARCHIVE}.", suffix=".part", delete=False
-        ) as handle:
-            partial = Path(handle.name)
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as response:
-                    for chunk in iter(lambda: response.read(1 << 20), b""):
-                        digest.update(chunk)
-                        handle.write(chunk)
-            except (urllib.error.URLError, TimeoutError, OSError) as error:
-                reason = getattr(error, "reason", error)
-                raise CIFAR10DownloadError(
-                    f"Downloading CIFAR-10 from {url} failed: {reason}. On an offline machine, copy "
-                    f"{CIFAR10_ARCHIVE} into {folder} and pass its path to load_cifar10."
-                ) from error
-
-        if digest.hexdigest() != sha256:
-            raise CIFAR10DownloadError(
-                f"The file downloaded from {url} has SHA-256 {digest.hexdigest()}, expected {sha256}. "
-                "Nothing was written. The server may have sent an error page or another file."
-            )
-        os.replace(partial, destination)
-    finally:
-        # After a successful os.replace the temporary name no longer exists.
-        if partial is not None:
-            partial.unlink(missing_ok=True)
-    logger.info("CIFAR-10 archive saved to %s (SHA-256 verified)", destination)
-    return destination
+        return download_verified(
+            url,
+            destination,
+            sha256,
+            what="CIFAR-10",
+            timeout=timeout,
+            offline_hint=f"On an offline machine, copy {CIFAR10_ARCHIVE} into {folder} and pass its path to load_cifar10.",
+        )
+    except DownloadError as error:
+        raise CIFAR10DownloadError(str(error)) from error
 
 
 # ---------------------------------------------------------------------------
