@@ -273,9 +273,9 @@ def accuracy_bins(accuracy: npt.ArrayLike) -> npt.NDArray[np.int64]:
 def bin_table() -> pd.DataFrame:
     """Return the report's Table 1: one row per bin with its accuracy interval."""
     edges = np.asarray(BIN_EDGES)
-    return pd.DataFrame(
-        {"bin": np.arange(len(edges) - 1), "low": edges[:-1], "high": edges[1:]}
-    ).set_index("bin")
+    return pd.DataFrame({"bin": np.arange(len(edges) - 1), "low": edges[:-1], "high": edges[1:]}).set_index(
+        "bin"
+    )
 
 
 def _parse_rows(path: Path, text: str) -> tuple[list[list[str]], list[int], list[Problem]]:
@@ -296,7 +296,9 @@ def _parse_rows(path: Path, text: str) -> tuple[list[list[str]], list[int], list
     missing = [name for name in COLUMNS if name not in header]
     extra = [name for name in header if name not in COLUMNS]
     problems = [Problem(None, name, "", "this column, which is missing") for name in missing]
-    problems += [Problem(None, name, name, f"no such column; allowed: {', '.join(COLUMNS)}") for name in extra]
+    problems += [
+        Problem(None, name, name, f"no such column; allowed: {', '.join(COLUMNS)}") for name in extra
+    ]
     if problems:
         raise DatasetValidationError(path, problems)
     if len(records) == 1:
@@ -413,7 +415,8 @@ def read_dataset(path: str | os.PathLike[str], *, strict: bool = False) -> Datas
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
         raise DatasetValidationError(
-            path, [Problem(None, None, repr(error.object[error.start : error.end]), f"UTF-8 text: {error.reason}")]
+            path,
+            [Problem(None, None, repr(error.object[error.start : error.end]), f"UTF-8 text: {error.reason}")],
         ) from None
     rows, lines, problems = _parse_rows(path, text)
     values, cell_problems = _parse_cells(rows, lines)

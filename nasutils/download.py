@@ -55,7 +55,9 @@ def download_verified(
                         handle.write(chunk)
             except (urllib.error.URLError, TimeoutError, OSError) as error:
                 reason = getattr(error, "reason", error)
-                raise DownloadError(f"Could not download {what} from {url}: {reason}. {offline_hint}") from error
+                raise DownloadError(
+                    f"Could not download {what} from {url}: {reason}. {offline_hint}"
+                ) from error
 
         if digest.hexdigest() != sha256:
             raise DownloadError(
