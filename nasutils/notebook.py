@@ -218,11 +218,21 @@ def require_artifact(run: NotebookRun, name: str, producer: str) -> Path:
 
 
 def glue_figure(name: str, figure: Any) -> None:
-    """Glue a figure for ``{glue:figure}`` and close it, so the notebook does not show it a second time."""
+    """Glue a figure as PNG for ``{glue:figure}`` and close it, so the notebook does not show it again.
+
+    The PNG is rendered here rather than by IPython's display formatter, which
+    exists only under the inline backend; importing aihwkit switches matplotlib
+    to another backend.
+    """
+    import io
+
     import matplotlib.pyplot as plt
+    from IPython.display import Image
     from myst_nb import glue
 
-    glue(name, figure, display=False)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    glue(name, Image(data=buffer.getvalue(), format="png"), display=False)
     plt.close(figure)
 
 

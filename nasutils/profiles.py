@@ -79,7 +79,7 @@ PROFILES: dict[str, Profile] = {
         checkpoint_every=8_192,
         search_queries=2_000,
         search_seeds=10,
-        analog_epochs=3,
+        analog_epochs=8,
         analog_seeds=2,
         analog_proxy=(8, 1, 1),
     ),
