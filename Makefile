@@ -12,7 +12,7 @@ DATA ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: book test install clean
+.PHONY: book test install clean assignments grade
 
 install: $(STAMP)
 
@@ -31,6 +31,15 @@ book: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Classroom use (see book/instructors.md). DATA must name the CSV file here.
+ASSIGNMENT_PARAMS ?=
+
+assignments: $(STAMP)
+	$(BIN)/python -m nasutils.grading generate assignments _build/release --force $(if $(DATA),-p data_path "$(abspath $(DATA))") $(ASSIGNMENT_PARAMS)
+
+grade: $(STAMP)
+	$(BIN)/python -m nasutils.grading grade submitted _build/grades.csv $(if $(DATA),-p data_path "$(abspath $(DATA))") $(ASSIGNMENT_PARAMS)
 
 clean:
 	rm -rf _build book/executed

@@ -31,6 +31,7 @@ __all__ = [
     "glue_figure",
     "require_artifact",
     "start",
+    "typed_parameters",
 ]
 
 logger = logging.getLogger(__name__)
@@ -155,21 +156,34 @@ def check_parameters(namespace: Mapping[str, Any], notebook: str) -> dict[str, A
             f"It accepts: {', '.join(declared)}. Check the spelling of papermill's -p options"
         )
 
-    missing = [name for name in declared if name not in namespace]
-    if missing:
-        raise UnknownParameterError(
-            f"Notebook {notebook} did not define parameter(s) {', '.join(missing)}; "
-            "its parameters cell must assign every declared parameter."
-        )
+    return typed_parameters(namespace, declared, where=f" of notebook {notebook}")
 
-    values = {name: namespace[name] for name in declared}
+
+def typed_parameters(
+    namespace: Mapping[str, Any],
+    declared: Mapping[str, tuple[type, ...]],
+    *,
+    where: str = "",
+    error: type[ValueError] = UnknownParameterError,
+) -> dict[str, Any]:
+    """Return the ``declared`` parameters from ``namespace``, each present and of an allowed type.
+
+    ``declared`` maps each name to the types its value may have, ``type(None)``
+    for None. ``where`` is added after the parameter's name in messages, and
+    ``error`` is the exception type raised.
+    """
+    values = {}
     for name, allowed in declared.items():
-        value = values[name]
-        if isinstance(value, bool) or not isinstance(value, allowed):
-            names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
-            raise UnknownParameterError(
-                f"Parameter {name} of notebook {notebook} must be {names}, got {value!r}."
+        if name not in namespace:
+            raise error(
+                f"Parameter {name}{where} is not defined; the parameters cell must assign {', '.join(declared)}."
             )
+        value = namespace[name]
+        # bool is a subclass of int, but True is no valid seed or budget.
+        if isinstance(value, bool) or not isinstance(value, allowed):
+            names = " or ".join("None" if kind is type(None) else kind.__name__ for kind in allowed)
+            raise error(f"Parameter {name}{where} must be {names}, got {value!r}.")
+        values[name] = value
     return values
 
 
