@@ -12,14 +12,6 @@ from .test_env import make_scorer
 TINY = AgentConfig(total_timesteps=256, n_envs=4, n_steps=32, batch_size=32, n_epochs=2, checkpoint_every=128)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.mark.parametrize(("kind", "policy"), [("mlp", "ActorCriticPolicy"), ("memory", "MultiInputActorCriticPolicy")])
 def test_tiny_training_run(kind, policy, tmp_path):
     run = train_agent(kind, make_scorer(), TINY, tmp_path, seed=0, tensorboard=False)

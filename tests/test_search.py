@@ -77,14 +77,6 @@ CLASSIC = ["random", "evolution", "regularized_evolution", "local"]
 INITIAL_QUERIES = {"random": 100, "evolution": 100, "regularized_evolution": 100, "local": 1}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def untrained_model():
     venv = BatchedLatentEditEnv(make_scorer(), 2, EnvConfig())

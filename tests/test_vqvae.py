@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from nasutils.data import load_dataset
 from nasutils.space import RESNET_SPACE
 from nasutils.vqvae import (
     VQVAE,
@@ -58,14 +55,6 @@ def hand_loss(supervision: str, **changes: float) -> dict[str, float]:
         config=config,
     )
     return {name: value.item() for name, value in terms.items()}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
