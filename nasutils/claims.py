@@ -124,8 +124,10 @@ def judge(claim_: Claim, measurement: Measurement) -> tuple[str, str]:
 
     The tolerances are this project's reading of the report's wording: "about"
     allows 0.02 on a return and 30 % on an episode length; "above" is strict.
-    Claims about trained agents cannot be checked when the run used less than
-    half of the report's training budget.
+    Claims about training curves cannot be checked, whichever way they come
+    out, when the run used less than half of the report's training budget. A
+    return that passes only partly reproduces the claim when untrained start
+    states already score above 0.85 (``context["start_accuracy"]``).
     """
     value, context = measurement.value, measurement.context
     key = claim_.key
@@ -147,6 +149,8 @@ def judge(claim_: Claim, measurement: Measurement) -> tuple[str, str]:
         return "not reproduced", f"purity {value:.2f} on held-out and {train:.2f} on training rows is near chance"
 
     if key in {"return_mlp", "return_memory", "length_mlp", "length_memory"}:
+        if short_budget:
+            return "cannot be checked here", f"{short_budget}; the value reached so far is {measurement.shown}"
         if key == "return_mlp":
             ok = value > 0.85
         elif key == "return_memory":
@@ -155,8 +159,12 @@ def judge(claim_: Claim, measurement: Measurement) -> tuple[str, str]:
             ok = abs(value - 130) <= 0.3 * 130
         else:
             ok = value <= 10
-        if short_budget and not ok:
-            return "cannot be checked here", f"{short_budget}; the value reached so far is {measurement.shown}"
+        start = context.get("start_accuracy")
+        if ok and key.startswith("return") and start is not None and start > 0.85:
+            return "partly reproduced", (
+                f"final value {measurement.shown} against {claim_.reported}, but untrained start states "
+                f"already score {start:.3f}"
+            )
         return ("reproduced" if ok else "not reproduced"), f"final value {measurement.shown} against {claim_.reported}"
 
     if key == "search_accuracy":
@@ -176,12 +184,12 @@ def judge(claim_: Claim, measurement: Measurement) -> tuple[str, str]:
         return "not reproduced", f"the agents' median best predicted accuracy after {seconds:.0f} s is {value:.3f}"
 
     if key == "search_speedup":
+        # Training shortens episodes but not the cost of a policy step, so a
+        # short training budget does not excuse a lower speed-up.
         if not np.isfinite(value):
             return "not reproduced", "the agents did not reach the target accuracy within the budget"
         if value > 3:
             return "reproduced", f"evolution took {value:.1f} times as long as the agents to reach the target"
-        if short_budget:
-            return "cannot be checked here", f"{short_budget}; evolution took {value:.2f} times the agents' time"
         return "not reproduced", f"evolution took {value:.2f} times as long as the agents to reach the target"
 
     raise KeyError(f"No verdict rule for claim {key!r}.")

@@ -13,6 +13,8 @@ import argparse
 import ast
 import html
 import logging
+import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -212,8 +214,26 @@ def command_run(args: argparse.Namespace) -> None:
     for name, value in args.parameter or []:
         parameters[name] = parse_value(value)
     output = Path(args.output) if args.output else root / RUNS_DIR / f"{notebook.stem}-{args.profile}.ipynb"
+    check_declared(notebook, parameters)
+    os.environ["NASUTILS_ARTIFACTS"] = str(run_artifacts(root, args.profile, args.artifacts))
     execute_notebook(notebook, output, parameters, root / "_build" / "work")
     logger.info("Wrote %s", output)
+
+
+def run_artifacts(root: Path, profile: str, folder: str | None) -> Path:
+    """Return the artifacts root of single-chapter runs, kept apart from the book's.
+
+    A run with other parameters must not change what the book's later chapters
+    read, so runs use ``_build/runs/artifacts`` (or ``folder``). On first use
+    it starts as a copy of the book's artifacts of ``profile``, so a chapter
+    finds what the earlier chapters of the last book build saved.
+    """
+    target = Path(folder) if folder else root / RUNS_DIR / "artifacts"
+    book_artifacts = root / "artifacts" / profile
+    if not (target / profile).exists() and book_artifacts.is_dir():
+        shutil.copytree(book_artifacts, target / profile)
+        logger.info("Copied the book's %s artifacts to %s", profile, target / profile)
+    return target
 
 
 def command_profiles(args: argparse.Namespace) -> None:
@@ -262,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="set a notebook parameter; VALUE is read as a Python literal when it parses as one",
     )  # fmt: skip
     run.add_argument("-o", "--output", help="executed notebook path (default: _build/runs/NAME-PROFILE.ipynb)")
+    run.add_argument(
+        "--artifacts",
+        help="folder for the models and results that chapters pass on (default: _build/runs/artifacts, "
+        "started as a copy of the book's artifacts/)",
+    )
     run.set_defaults(handler=command_run)
 
     profiles = commands.add_parser("profiles", help="list the profiles and their settings")

@@ -25,7 +25,9 @@ from .profiles import Profile, get_profile
 __all__ = [
     "NOTEBOOK_PARAMETERS",
     "NotebookRun",
+    "ParameterError",
     "UnknownParameterError",
+    "check_positive",
     "artifacts_dir",
     "compare_words",
     "glue_figure",
@@ -82,8 +84,12 @@ _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 _REPORTED_PACKAGES = ("numpy", "pandas", "torch", "xgboost-cpu", "stable-baselines3", "gymnasium", "optuna")
 
 
-class UnknownParameterError(ValueError):
-    """Raised for a notebook parameter that is unknown or has the wrong type."""
+class ParameterError(ValueError):
+    """Raised for a notebook parameter that is missing, of the wrong type or out of range."""
+
+
+class UnknownParameterError(ParameterError):
+    """Raised for a parameter that the notebook does not declare."""
 
 
 @dataclass(frozen=True)
@@ -159,12 +165,19 @@ def check_parameters(namespace: Mapping[str, Any], notebook: str) -> dict[str, A
     return typed_parameters(namespace, declared, where=f" of notebook {notebook}")
 
 
+def check_positive(**values: int | None) -> None:
+    """Reject a count parameter (epochs, seeds, budgets) that is given but below 1."""
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise ParameterError(f"Parameter {name} must be a positive integer or None (the profile's value), got {value}.")
+
+
 def typed_parameters(
     namespace: Mapping[str, Any],
     declared: Mapping[str, tuple[type, ...]],
     *,
     where: str = "",
-    error: type[ValueError] = UnknownParameterError,
+    error: type[ValueError] = ParameterError,
 ) -> dict[str, Any]:
     """Return the ``declared`` parameters from ``namespace``, each present and of an allowed type.
 

@@ -23,6 +23,9 @@ import pandas as pd
 from .agents import AgentConfig, read_progress, train_agent
 from .env import ArchitectureScorer, EnvConfig, LatentDecoder
 
+FINAL_ROLLOUTS = 5
+"""Number of last rollouts that :func:`final_values` averages per run."""
+
 __all__ = ["RunSpec", "final_values", "learning_curves", "load_scorer", "load_trajectories", "train_runs"]
 
 logger = logging.getLogger(__name__)
@@ -98,7 +101,7 @@ def learning_curves(specs: list[RunSpec]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def final_values(curves: pd.DataFrame, *, last: int = 5) -> pd.DataFrame:
+def final_values(curves: pd.DataFrame, *, last: int = FINAL_ROLLOUTS) -> pd.DataFrame:
     """Average the last ``last`` rollouts of each run, then give mean and std over seeds per agent."""
     tail = curves.sort_values("timesteps").groupby(["agent", "seed"]).tail(last)
     per_run = tail.groupby(["agent", "seed"])[["episode return", "episode length"]].mean()

@@ -178,15 +178,23 @@ def run_study(
 ) -> optuna.Study:
     """Add ``n_trials`` trials to a TPE study (created or resumed) and return it.
 
-    The TPE sampler is seeded with ``seed``, so one process with in-memory
-    storage repeats its trials exactly. Several processes sharing a journal file
-    or database each add their own trials to the same study; their order then
-    depends on timing.
+    The TPE sampler is seeded with ``seed`` plus the number of trials the study
+    already has, so a new in-memory study repeats its trials exactly and a
+    resumed one draws new ones. Several processes sharing a journal file or
+    database each add their own trials to the same study; give them different
+    seeds, because the order of their trials depends on timing.
     """
-    sampler = optuna.samplers.TPESampler(seed=seed)
+    opened = open_storage(storage)
+    # A resumed study seeds its sampler with seed plus its trial count, so the
+    # new trials continue the search instead of repeating the first ones.
+    try:
+        existing = len(optuna.load_study(study_name=study_name, storage=opened).trials) if opened else 0
+    except KeyError:
+        existing = 0
+    sampler = optuna.samplers.TPESampler(seed=seed + existing)
     study = optuna.create_study(
         study_name=study_name,
-        storage=open_storage(storage),
+        storage=opened,
         sampler=sampler,
         direction="minimize",
         load_if_exists=True,

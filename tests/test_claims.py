@@ -48,7 +48,9 @@ def test_unknown_claim_is_rejected(tmp_path):
         ("latent_clusters", 0.2, {"chance": 0.07, "train_purity": 0.4}, "reproduced"),
         ("latent_clusters", 0.09, {"chance": 0.07, "train_purity": 0.45}, "partly reproduced"),
         ("latent_clusters", 0.08, {"chance": 0.07, "train_purity": 0.1}, "not reproduced"),
-        ("return_mlp", 0.87, {"budget_fraction": 0.01}, "reproduced"),
+        ("return_mlp", 0.87, {"budget_fraction": 0.01}, "cannot be checked here"),
+        ("return_mlp", 0.87, {"budget_fraction": 1.0}, "reproduced"),
+        ("return_mlp", 0.87, {"budget_fraction": 1.0, "start_accuracy": 0.86}, "partly reproduced"),
         ("return_mlp", 0.84, {"budget_fraction": 0.01}, "cannot be checked here"),
         ("return_mlp", 0.84, {"budget_fraction": 1.0}, "not reproduced"),
         ("return_memory", 0.91, {"budget_fraction": 1.0}, "reproduced"),
@@ -61,6 +63,7 @@ def test_unknown_claim_is_rejected(tmp_path):
         ("search_accuracy", 0.93, {"seconds": 600}, "not reproduced"),
         ("search_speedup", 4.0, {}, "reproduced"),
         ("search_speedup", 0.5, {}, "not reproduced"),
+        ("search_speedup", 0.26, {"budget_fraction": 0.1}, "not reproduced"),
         ("search_speedup", math.nan, {}, "not reproduced"),
     ],
 )

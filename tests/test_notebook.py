@@ -8,7 +8,14 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 
 from nasutils import cli
-from nasutils.notebook import NOTEBOOK_PARAMETERS, UnknownParameterError, check_parameters, start
+from nasutils.notebook import (
+    NOTEBOOK_PARAMETERS,
+    ParameterError,
+    UnknownParameterError,
+    check_parameters,
+    check_positive,
+    start,
+)
 from nasutils.profiles import UnknownProfileError, get_profile
 
 from .conftest import ROOT
@@ -35,7 +42,7 @@ def test_unknown_parameter_is_rejected():
 
 def test_wrong_parameter_type_is_rejected():
     namespace = {"profile": "quick", "data_path": None, "seed": "three"}
-    with pytest.raises(UnknownParameterError, match="seed of notebook 01_dataset_and_bins must be int or None, got 'three'"):
+    with pytest.raises(ParameterError, match="seed of notebook 01_dataset_and_bins must be int or None, got 'three'"):
         check_parameters(namespace, "01_dataset_and_bins")
 
 
@@ -117,3 +124,22 @@ def test_cli_parameter_values_are_literals():
     assert cli.parse_value("None") is None
     assert cli.parse_value("0.5") == 0.5
     assert cli.parse_value("paper") == "paper"
+
+
+def test_count_parameters_must_be_positive():
+    check_positive(seeds=None, timesteps=5)
+    with pytest.raises(ParameterError, match="Parameter seeds must be a positive integer or None .* got 0"):
+        check_positive(seeds=0)
+
+
+def test_run_keeps_the_book_artifacts(tmp_path):
+    book = tmp_path / "artifacts" / "quick"
+    book.mkdir(parents=True)
+    (book / "surrogate.json").write_text("{}")
+    target = cli.run_artifacts(tmp_path, "quick", None)
+    assert target == tmp_path / "_build" / "runs" / "artifacts"
+    assert (target / "quick" / "surrogate.json").read_text() == "{}"
+    (target / "quick" / "surrogate.json").write_text("changed")
+    assert (book / "surrogate.json").read_text() == "{}"
+    assert cli.run_artifacts(tmp_path, "quick", None) == target
+    assert (target / "quick" / "surrogate.json").read_text() == "changed"

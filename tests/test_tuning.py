@@ -105,3 +105,13 @@ def test_load_rejects_other_json(tmp_path):
     path.write_text('{"format": "something else"}')
     with pytest.raises(ValueError, match="is not a tuned VQ-VAE configuration"):
         load_best_config(path)
+
+
+def test_resumed_study_draws_new_trials(small_data, tmp_path):
+    X, bins, split = small_data
+    journal = tmp_path / "study.log"
+    run_study(X, bins, split, n_trials=2, seed=0, base=BASE, ranges=TINY, storage=journal, study_name="r")
+    study = run_study(X, bins, split, n_trials=2, seed=0, base=BASE, ranges=TINY, storage=journal, study_name="r")
+    first, second = [t.params for t in study.trials[:2]], [t.params for t in study.trials[2:]]
+    assert len(study.trials) == 4
+    assert first != second
