@@ -41,7 +41,7 @@ class CommandError(RuntimeError):
 
 
 def project_root() -> Path:
-    """Return the book's root: the nearest folder upward from here that holds ``_config.yml``."""
+    """Return the book's root: the nearest folder upward from here that contains ``_config.yml``."""
     for folder in (Path.cwd(), *Path.cwd().parents):
         if (folder / "_config.yml").is_file() and (folder / "notebooks").is_dir():
             return folder
@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--data",
             default=None,
-            help="dataset CSV file or the folder that holds it (default: $NASUTILS_DATA, then data/, "
+            help="dataset CSV file or the folder that contains it (default: $NASUTILS_DATA, then data/, "
             "then a download)",
         )
         sub.add_argument(

@@ -171,7 +171,7 @@ class Dataset:
 
 
 def project_dir() -> Path:
-    """Return the source checkout that holds this package, or the working directory outside one."""
+    """Return the source checkout that contains this package, or the working directory outside one."""
     checkout = Path(__file__).resolve().parent.parent
     if (checkout / "pyproject.toml").is_file():
         return checkout
@@ -432,7 +432,7 @@ def read_dataset(path: str | os.PathLike[str], *, strict: bool = False) -> Datas
 
     duplicated = int(frame.duplicated(subset=list(ARCHITECTURE_COLUMNS)).sum())
     if duplicated:
-        logger.warning("%s holds %d repeated architecture(s)", path, duplicated)
+        logger.warning("%s contains %d repeated architecture(s)", path, duplicated)
     logger.info("Loaded %d architectures from %s (SHA-256 %s)", len(frame), path, digest)
     return Dataset(frame=frame, path=path, sha256=digest)
 

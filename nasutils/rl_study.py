@@ -26,7 +26,7 @@ from .env import ArchitectureScorer, EnvConfig, LatentDecoder
 FINAL_ROLLOUTS = 5
 """Number of last rollouts that :func:`final_values` averages per run."""
 
-__all__ = ["RunSpec", "final_values", "learning_curves", "load_scorer", "load_trajectories", "train_runs"]
+__all__ = ["FINAL_ROLLOUTS", "RunSpec", "describe", "final_values", "learning_curves", "load_scorer", "load_trajectories", "train_runs"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def _train_one(spec: RunSpec) -> str:
 def train_runs(specs: list[RunSpec], *, workers: int | None = None) -> list[str]:
     """Train every run, ``workers`` at a time (default: one per CPU core, at most one per run).
 
-    Runs whose folder already holds a finished checkpoint resume, so rerunning
+    Runs whose folder already contains a finished checkpoint resume, so rerunning
     after an interruption finishes only what is missing.
     """
     if not specs:

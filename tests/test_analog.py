@@ -104,19 +104,6 @@ def small_architectures(n: int, seed: int) -> list[ResNetArchitecture]:
 SMALL_ARCHITECTURES = small_architectures(20, seed=11)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread() -> Iterator[None]:
-    """Run this module's tiny models on one torch thread, then restore the thread count.
-
-    On a busy 2-core machine, training and analog evaluation of the tiny
-    models here took 3 to 5 times longer with 2 threads than with 1.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def digits() -> ImageData:
     return load_digits(image_size=8)

@@ -145,7 +145,8 @@ def test_sampler_is_seeded_valid_and_covers_ranges():
     depth = first[:, 1]
     assert set(np.unique(depth)) == {1, 2, 3, 4, 5}
     used_r1 = first[:, 2]
-    assert used_r1.min() == 1 and used_r1.max() == 16
+    assert used_r1.min() == 1
+    assert used_r1.max() == 16
     convblocks = first[depth >= 3, SPACE.field_names.index("convblock3")]
     assert set(np.unique(convblocks)) == {1, 2, 3, 4}
 
